@@ -283,7 +283,8 @@ fn bad_response(command: &str, why: impl fmt::Display) -> HasuraError {
     )
 }
 
-fn parse_reload_answer(body: &[u8]) -> Result<ReloadAnswer, HasuraError> {
+/// Reads a `reload_metadata` answer body.
+pub fn parse_reload_answer(body: &[u8]) -> Result<ReloadAnswer, HasuraError> {
     let raw: RawReload =
         serde_json::from_slice(body).map_err(|e| bad_response("reload_metadata", e))?;
     match raw.is_consistent {
@@ -293,7 +294,8 @@ fn parse_reload_answer(body: &[u8]) -> Result<ReloadAnswer, HasuraError> {
     }
 }
 
-fn parse_inconsistency(body: &[u8]) -> Result<Verdict, HasuraError> {
+/// Reads a `get_inconsistent_metadata` answer body.
+pub fn parse_inconsistency(body: &[u8]) -> Result<Verdict, HasuraError> {
     let raw: RawInconsistency =
         serde_json::from_slice(body).map_err(|e| bad_response("get_inconsistent_metadata", e))?;
     verdict(
