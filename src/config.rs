@@ -167,6 +167,9 @@ impl Endpoint {
         if uri.query().is_some() {
             return Err("the URL must not have a query string".to_owned());
         }
+        if let Some((userinfo, _)) = authority.as_str().rsplit_once('@') {
+            redact_userinfo(userinfo);
+        }
         let prefix = uri.path().trim_end_matches('/');
         let port = authority
             .port()
@@ -205,6 +208,19 @@ impl fmt::Debug for Endpoint {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.display)
+    }
+}
+
+/// Keeps the userinfo of the endpoint out of the logs in every form it may
+/// take there: as written, its password alone, and as the Basic credentials
+/// ureq derives from it.
+fn redact_userinfo(userinfo: &str) {
+    use base64::Engine;
+
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    for part in [userinfo, password, &basic] {
+        crate::logging::redact(part);
     }
 }
 
