@@ -93,7 +93,7 @@ fn execute(command: Command) -> Result<u8, ConfigError> {
 
     let client = Client::new(&config.hasura, &config.tls);
     let procedure = Procedure::new(client, config.scopes.clone(), config.retry);
-    let reporters = Reporters::start(&config.reports, &config.hasura.endpoint, &config.tls);
+    let reporters = Reporters::start(&config.reports, &config.hasura, &config.tls);
     let endpoint = config.hasura.endpoint.display();
     Ok(match command {
         Command::Server(_) => {

@@ -28,7 +28,10 @@ pub fn init() {
     // A second init (tests calling `run` twice) keeps the first logger.
     let _ = env_logger::Builder::new()
         .parse_filters(&filters)
-        .format(|buf, record| buf.write_all(line(record).as_bytes()))
+        .format(|buf, record| match is_wire_dump(record) {
+            true => Ok(()),
+            false => buf.write_all(line(record).as_bytes()),
+        })
         .target(env_logger::Target::Stderr)
         .try_init();
 }
@@ -65,6 +68,13 @@ pub fn emit(level: Level, message: &str, fields: &[(&str, kv::Value<'_>)]) {
             .key_values(fields)
             .build(),
     );
+}
+
+/// ureq's trace records are hex dumps of the raw traffic. They split
+/// headers across lines, where no scrubbing can find a secret, so they are
+/// never written, whatever `RUST_LOG` asks for.
+fn is_wire_dump(record: &Record<'_>) -> bool {
+    record.level() == Level::Trace && record.target().starts_with("ureq")
 }
 
 /// Renders one record as a JSON object followed by a newline.

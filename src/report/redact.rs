@@ -1,0 +1,185 @@
+//! Keeps credentials out of reports. Hasura may echo a header in an error
+//! message, and a remote schema's definition may hold a literal admin
+//! secret; logs scrub these, and so must reports, which leave the machine.
+
+use std::borrow::Cow;
+
+use base64::Engine;
+use serde_json::Value;
+
+use crate::config::HasuraSettings;
+use crate::hasura::HasuraError;
+use crate::reload::{Outcome, Status};
+
+/// What a credential is replaced with, as in the logs.
+const PLACEHOLDER: &str = "[redacted]";
+
+/// Values this short would replace ordinary words; real secrets are longer.
+const SHORTEST: usize = 4;
+
+/// The credentials of one Hasura endpoint, in every form a report could
+/// carry them.
+#[derive(Debug, Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    /// The admin secret, and the endpoint's userinfo as written, its
+    /// password alone and as the Basic credentials ureq derives from it.
+    pub fn new(hasura: &HasuraSettings) -> Redactor {
+        let mut secrets = Vec::new();
+        if let Some(secret) = &hasura.admin_secret {
+            secrets.push(secret.expose().to_owned());
+        }
+        if let Some(userinfo) = userinfo(hasura.endpoint.metadata_url()) {
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            let basic = format!("{user}:{password}");
+            secrets.push(base64::engine::general_purpose::STANDARD.encode(basic));
+            secrets.extend([userinfo.to_owned(), password.to_owned()]);
+        }
+        secrets.retain(|s| s.len() >= SHORTEST);
+        // Longer first, so a secret that holds another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Redactor { secrets }
+    }
+
+    /// The outcome as it may be reported: unchanged unless it holds a
+    /// credential.
+    pub fn outcome<'a>(&self, outcome: &'a Outcome) -> Cow<'a, Outcome> {
+        let clean = match &outcome.status {
+            Status::Consistent => true,
+            Status::Inconsistent(found) => found.iter().all(|o| !self.holds_in(o)),
+            Status::Failed(error) => !self.holds(&error.message),
+        };
+        if clean {
+            return Cow::Borrowed(outcome);
+        }
+        let status = match &outcome.status {
+            Status::Inconsistent(found) => {
+                Status::Inconsistent(found.iter().map(|o| self.value(o)).collect())
+            }
+            Status::Failed(error) => Status::Failed(HasuraError {
+                message: self.text(&error.message),
+                ..error.clone()
+            }),
+            Status::Consistent => Status::Consistent,
+        };
+        Cow::Owned(Outcome {
+            status,
+            ..outcome.clone()
+        })
+    }
+
+    fn holds(&self, text: &str) -> bool {
+        self.secrets.iter().any(|s| text.contains(s.as_str()))
+    }
+
+    fn holds_in(&self, value: &Value) -> bool {
+        match value {
+            Value::String(text) => self.holds(text),
+            Value::Array(items) => items.iter().any(|v| self.holds_in(v)),
+            Value::Object(map) => map.iter().any(|(k, v)| self.holds(k) || self.holds_in(v)),
+            Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        }
+    }
+
+    fn text(&self, text: &str) -> String {
+        self.secrets.iter().fold(text.to_owned(), |text, secret| {
+            text.replace(secret.as_str(), PLACEHOLDER)
+        })
+    }
+
+    fn value(&self, value: &Value) -> Value {
+        match value {
+            Value::String(text) => Value::String(self.text(text)),
+            Value::Array(items) => items.iter().map(|v| self.value(v)).collect(),
+            Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| (self.text(k), self.value(v)))
+                .collect(),
+            other => other.clone(),
+        }
+    }
+}
+
+/// The userinfo of `scheme://userinfo@host/…`, when there is one.
+fn userinfo(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    authority.rsplit_once('@').map(|(userinfo, _)| userinfo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Endpoint;
+    use crate::hasura::ErrorKind;
+    use crate::reload::Action;
+    use crate::secret::Secret;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn redactor(endpoint: &str, secret: Option<&str>) -> Redactor {
+        Redactor::new(&HasuraSettings {
+            endpoint: Endpoint::parse(endpoint).unwrap(),
+            admin_secret: secret.map(|s| Secret::new(s.to_owned())),
+            timeout: Duration::from_secs(1),
+        })
+    }
+
+    fn outcome(status: Status) -> Outcome {
+        Outcome {
+            status,
+            attempts: 1,
+            duration: Duration::ZERO,
+            action: Action::Checked,
+        }
+    }
+
+    #[test]
+    fn echoed_credentials_are_replaced_in_every_form() {
+        let redactor = redactor("http://user:pa55word@h:8080", Some("adm1n-secret"));
+        let message = "x-hasura-admin-secret adm1n-secret is wrong for user:pa55word \
+                       (Basic dXNlcjpwYTU1d29yZA==)";
+        let failed = outcome(Status::Failed(HasuraError {
+            kind: ErrorKind::HttpError,
+            message: message.into(),
+            status: Some(400),
+            hasura_code: None,
+        }));
+        let Status::Failed(error) = &redactor.outcome(&failed).status else {
+            panic!("still failed");
+        };
+        assert_eq!(
+            error.message,
+            "x-hasura-admin-secret [redacted] is wrong for [redacted] (Basic [redacted])"
+        );
+    }
+
+    #[test]
+    fn objects_holding_a_secret_are_cleaned_and_others_kept_as_received() {
+        let redactor = redactor("http://h", Some("adm1n-secret"));
+        let leaky = json!({"name": "remote_schema r", "definition": {"headers": [
+            {"name": "x-hasura-admin-secret", "value": "adm1n-secret"}]}});
+        let plain = outcome(Status::Inconsistent(vec![json!({"name": "a"})]));
+        assert!(matches!(redactor.outcome(&plain), Cow::Borrowed(_)));
+        let leaky = outcome(Status::Inconsistent(vec![leaky]));
+        let cleaned = redactor.outcome(&leaky);
+        let header = &cleaned.inconsistent_objects()[0]["definition"]["headers"][0];
+        assert_eq!(header["value"], "[redacted]");
+    }
+
+    #[test]
+    fn nothing_to_hide_changes_nothing() {
+        let redactor = redactor("http://h", None);
+        assert!(redactor.secrets.is_empty());
+        let failed = outcome(Status::Failed(HasuraError {
+            kind: ErrorKind::Timeout,
+            message: "timed out".into(),
+            status: None,
+            hasura_code: None,
+        }));
+        assert!(matches!(redactor.outcome(&failed), Cow::Borrowed(_)));
+    }
+}
