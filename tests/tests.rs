@@ -12,3 +12,21 @@ mod check;
 
 // Options and environment variables, usage errors, `version` and `--help`.
 mod cli;
+
+// Sentry events, Crons check-ins and Slack messages as the sinks receive them.
+mod report;
+
+// Hasura failing mid-flight: resets, short bodies, endless bodies, redirects, bad gzip.
+mod faults;
+
+// `server` under hostile clients: malformed requests, huge heads and bodies, idle and slow connections.
+mod abuse;
+
+// No admin secret, userinfo, token, DSN key or Slack URL in any output, answer or report.
+mod leaks;
+
+// Proxies from the environment: HTTP_PROXY and NO_PROXY.
+mod proxy;
+
+// `server`: routes, single flight, token, metrics, watcher, slow clients, signals.
+mod server;
