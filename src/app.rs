@@ -8,7 +8,6 @@ use argh::FromArgs;
 use crate::cli::{self, Command, TopLevel};
 use crate::config::{self, Config, ConfigError, ProcessEnv, ServerSettings};
 use crate::exit;
-use crate::hasura::Client;
 use crate::reload::{Outcome, Procedure};
 use crate::report::Reporters;
 use crate::{logging, server};
@@ -91,9 +90,13 @@ fn execute(command: Command) -> Result<u8, ConfigError> {
         _ => false,
     };
 
-    let client = Client::new(&config.hasura, &config.tls);
-    let procedure = Procedure::new(client, config.scopes.clone(), config.retry);
-    let reporters = Reporters::start(&config.reports, &config.hasura, &config.tls);
+    let procedure = Procedure::new(
+        &config.hasura,
+        &config.tls,
+        config.scopes.clone(),
+        config.retry,
+    );
+    let reporters = Reporters::start(&config.reports, &config.hasura.endpoint, &config.tls);
     let endpoint = config.hasura.endpoint.display();
     Ok(match command {
         Command::Server(_) => {

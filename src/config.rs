@@ -147,6 +147,8 @@ pub struct Endpoint {
     metadata_url: String,
     display: String,
     host: String,
+    /// The userinfo in every form it may be sent or logged.
+    credentials: Vec<String>,
 }
 
 impl Endpoint {
@@ -167,8 +169,12 @@ impl Endpoint {
         if uri.query().is_some() {
             return Err("the URL must not have a query string".to_owned());
         }
-        if let Some((userinfo, _)) = authority.as_str().rsplit_once('@') {
-            redact_userinfo(userinfo);
+        let credentials = match authority.as_str().rsplit_once('@') {
+            Some((userinfo, _)) => userinfo_forms(userinfo),
+            None => Vec::new(),
+        };
+        for credential in &credentials {
+            crate::logging::redact(credential);
         }
         let prefix = uri.path().trim_end_matches('/');
         let port = authority
@@ -180,7 +186,14 @@ impl Endpoint {
             metadata_url: format!("{scheme}://{authority}{prefix}/v1/metadata"),
             display,
             host: authority.host().to_owned(),
+            credentials,
         })
+    }
+
+    /// The URL's userinfo as written, its password alone, and the Basic
+    /// credentials ureq derives from it; empty without userinfo.
+    pub fn credentials(&self) -> &[String] {
+        &self.credentials
     }
 
     /// `<base>/v1/metadata`, userinfo included when the URL had one.
@@ -211,17 +224,14 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// Keeps the userinfo of the endpoint out of the logs in every form it may
-/// take there: as written, its password alone, and as the Basic credentials
-/// ureq derives from it.
-fn redact_userinfo(userinfo: &str) {
+/// The forms userinfo takes on the wire and in logs: as written, its
+/// password alone, and as the Basic credentials ureq derives from it.
+fn userinfo_forms(userinfo: &str) -> Vec<String> {
     use base64::Engine;
 
     let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    for part in [userinfo, password, &basic] {
-        crate::logging::redact(part);
-    }
+    vec![userinfo.to_owned(), password.to_owned(), basic]
 }
 
 /// One option: its flag, its variables in order, and how to name both in

@@ -6,6 +6,7 @@ pub mod config;
 pub mod exit;
 pub mod hasura;
 pub mod logging;
+pub mod redact;
 pub mod reload;
 pub mod report;
 pub mod secret;

@@ -7,10 +7,13 @@ use log::Level;
 use log::kv::Value as Field;
 use serde_json::Value;
 
-use crate::config::{ReloadScopes, RetryPolicy};
+use ureq::tls::TlsConfig;
+
+use crate::config::{HasuraSettings, ReloadScopes, RetryPolicy};
 use crate::exit;
 use crate::hasura::{Client, HasuraError, ReloadAnswer, Verdict};
 use crate::logging;
+use crate::redact::Redactor;
 
 /// How a procedure ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,14 +131,22 @@ pub struct Procedure {
     client: Client,
     scopes: ReloadScopes,
     retry: RetryPolicy,
+    redactor: Redactor,
 }
 
 impl Procedure {
-    pub fn new(client: Client, scopes: ReloadScopes, retry: RetryPolicy) -> Procedure {
+    /// The procedure for one Hasura, with the shared TLS roots.
+    pub fn new(
+        hasura: &HasuraSettings,
+        tls: &TlsConfig,
+        scopes: ReloadScopes,
+        retry: RetryPolicy,
+    ) -> Procedure {
         Procedure {
-            client,
+            client: Client::new(hasura, tls),
             scopes,
             retry,
+            redactor: Redactor::new(hasura),
         }
     }
 
@@ -143,14 +154,16 @@ impl Procedure {
     pub fn reload(&self) -> Outcome {
         let started = Instant::now();
         let status = self.attempts(true, || self.reload_once());
-        status.into_outcome(started, Action::Reloaded)
+        self.redactor
+            .scrub(status.into_outcome(started, Action::Reloaded))
     }
 
     /// Asks once, read-only; only transport failures are retried.
     pub fn check(&self) -> Outcome {
         let started = Instant::now();
         let status = self.attempts(false, || self.client.get_inconsistent_metadata());
-        status.into_outcome(started, Action::Checked)
+        self.redactor
+            .scrub(status.into_outcome(started, Action::Checked))
     }
 
     /// Checks first and reloads only when Hasura is inconsistent, so a

@@ -3,7 +3,6 @@
 //! the exit code or hold the process past [`FLUSH_TIMEOUT`].
 
 mod objects;
-mod redact;
 mod sentry;
 mod slack;
 
@@ -15,11 +14,10 @@ use ureq::config::ConfigBuilder;
 use ureq::tls::TlsConfig;
 use ureq::typestate::AgentScope;
 
-use crate::config::{Endpoint, HasuraSettings, ReportSettings};
+use crate::config::{Endpoint, ReportSettings};
 use crate::hasura::{ErrorKind, USER_AGENT};
 use crate::reload::{Outcome, Status};
 
-use self::redact::Redactor;
 use self::sentry::Sentry;
 use self::slack::Slack;
 
@@ -40,7 +38,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// threads and its watcher.
 pub struct Reporters {
     endpoint: Endpoint,
-    redactor: Redactor,
     sentry: Option<Sentry>,
     slack: Option<Slack>,
     /// What the last served outcome was, to tell changes in server mode.
@@ -48,11 +45,9 @@ pub struct Reporters {
 }
 
 impl Reporters {
-    /// Starts the configured reporters for the Hasura of `hasura`, whose
-    /// admin secret and URL userinfo are kept out of every report. A
+    /// Starts the configured reporters for one Hasura endpoint. A
     /// malformed Sentry DSN is a warning and leaves Sentry off.
-    pub fn start(settings: &ReportSettings, hasura: &HasuraSettings, tls: &TlsConfig) -> Reporters {
-        let endpoint = &hasura.endpoint;
+    pub fn start(settings: &ReportSettings, endpoint: &Endpoint, tls: &TlsConfig) -> Reporters {
         let sentry_agent = agent_config(tls).middleware(sentry::log_delivery);
         let sentry = Sentry::start(settings, endpoint, sentry_agent.build().new_agent());
         let slack = settings
@@ -61,7 +56,6 @@ impl Reporters {
             .and_then(|webhook| Slack::start(webhook, agent_config(tls).build().new_agent()));
         Reporters {
             endpoint: endpoint.clone(),
-            redactor: Redactor::new(hasura),
             sentry,
             slack,
             last: Mutex::new(None),
@@ -87,9 +81,8 @@ impl Reporters {
     /// a Slack message when inconsistent or failed; a consistent one sends
     /// nothing.
     pub fn report(&self, outcome: &Outcome) {
-        let outcome = self.redactor.outcome(outcome);
         if let Some(sentry) = &self.sentry {
-            sentry.report(&outcome);
+            sentry.report(outcome);
         }
         let text = match &outcome.status {
             Status::Consistent => None,
@@ -109,13 +102,12 @@ impl Reporters {
     /// consistent. Safe to call from several threads at once; returns
     /// without waiting for delivery.
     pub fn report_served(&self, outcome: &Outcome) {
-        let outcome = self.redactor.outcome(outcome);
         if let Some(sentry) = &self.sentry {
-            sentry.report(&outcome);
+            sentry.report(outcome);
         }
-        let now = Seen::of(&outcome);
+        let now = Seen::of(outcome);
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let text = change_text(last.as_ref(), &now, &outcome, self.display());
+        let text = change_text(last.as_ref(), &now, outcome, self.display());
         // Queued while the state is locked, so messages keep their order.
         self.send_slack(text);
         *last = Some(now);
@@ -239,12 +231,8 @@ mod tests {
         }
     }
 
-    fn hasura(endpoint: &str) -> HasuraSettings {
-        HasuraSettings {
-            endpoint: Endpoint::parse(endpoint).unwrap(),
-            admin_secret: None,
-            timeout: Duration::from_secs(1),
-        }
+    fn endpoint(url: &str) -> Endpoint {
+        Endpoint::parse(url).unwrap()
     }
 
     fn failed(kind: ErrorKind) -> Status {
@@ -337,7 +325,7 @@ mod tests {
         };
         let reporters = std::sync::Arc::new(Reporters::start(
             &settings,
-            &hasura("http://hasura:8080"),
+            &endpoint("http://hasura:8080"),
             &TlsConfig::default(),
         ));
         let shared = std::sync::Arc::clone(&reporters);
@@ -375,7 +363,7 @@ mod tests {
     fn reporters_without_settings_do_nothing_quickly() {
         let reporters = Reporters::start(
             &ReportSettings::default(),
-            &hasura("http://127.0.0.1:9"),
+            &endpoint("http://127.0.0.1:9"),
             &TlsConfig::default(),
         );
         let started = Instant::now();

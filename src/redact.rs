@@ -1,10 +1,8 @@
-//! Keeps credentials out of reports. Hasura may echo a header in an error
+//! Keeps credentials out of outcomes. Hasura may echo a header in an error
 //! message, and a remote schema's definition may hold a literal admin
-//! secret; logs scrub these, and so must reports, which leave the machine.
+//! secret. Outcomes are scrubbed once, as the procedure returns them, so
+//! logs, reports and the server's answers all receive clean ones.
 
-use std::borrow::Cow;
-
-use base64::Engine;
 use serde_json::Value;
 
 use crate::config::HasuraSettings;
@@ -19,24 +17,17 @@ const SHORTEST: usize = 4;
 
 /// The credentials of one Hasura endpoint, in every form a report could
 /// carry them.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Redactor {
     secrets: Vec<String>,
 }
 
 impl Redactor {
-    /// The admin secret, and the endpoint's userinfo as written, its
-    /// password alone and as the Basic credentials ureq derives from it.
+    /// The admin secret and the credentials of the endpoint's userinfo.
     pub fn new(hasura: &HasuraSettings) -> Redactor {
-        let mut secrets = Vec::new();
+        let mut secrets = hasura.endpoint.credentials().to_vec();
         if let Some(secret) = &hasura.admin_secret {
             secrets.push(secret.expose().to_owned());
-        }
-        if let Some(userinfo) = userinfo(hasura.endpoint.metadata_url()) {
-            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-            let basic = format!("{user}:{password}");
-            secrets.push(base64::engine::general_purpose::STANDARD.encode(basic));
-            secrets.extend([userinfo.to_owned(), password.to_owned()]);
         }
         secrets.retain(|s| s.len() >= SHORTEST);
         // Longer first, so a secret that holds another is replaced whole.
@@ -44,31 +35,20 @@ impl Redactor {
         Redactor { secrets }
     }
 
-    /// The outcome as it may be reported: unchanged unless it holds a
-    /// credential.
-    pub fn outcome<'a>(&self, outcome: &'a Outcome) -> Cow<'a, Outcome> {
-        let clean = match &outcome.status {
-            Status::Consistent => true,
-            Status::Inconsistent(found) => found.iter().all(|o| !self.holds_in(o)),
-            Status::Failed(error) => !self.holds(&error.message),
-        };
-        if clean {
-            return Cow::Borrowed(outcome);
-        }
-        let status = match &outcome.status {
-            Status::Inconsistent(found) => {
+    /// The outcome with every credential replaced; untouched, and not
+    /// copied, when it holds none.
+    pub fn scrub(&self, outcome: Outcome) -> Outcome {
+        let status = match outcome.status {
+            Status::Inconsistent(found) if found.iter().any(|o| self.holds_in(o)) => {
                 Status::Inconsistent(found.iter().map(|o| self.value(o)).collect())
             }
-            Status::Failed(error) => Status::Failed(HasuraError {
+            Status::Failed(error) if self.holds(&error.message) => Status::Failed(HasuraError {
                 message: self.text(&error.message),
-                ..error.clone()
+                ..error
             }),
-            Status::Consistent => Status::Consistent,
+            status => status,
         };
-        Cow::Owned(Outcome {
-            status,
-            ..outcome.clone()
-        })
+        Outcome { status, ..outcome }
     }
 
     fn holds(&self, text: &str) -> bool {
@@ -101,13 +81,6 @@ impl Redactor {
             other => other.clone(),
         }
     }
-}
-
-/// The userinfo of `scheme://userinfo@host/…`, when there is one.
-fn userinfo(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    authority.rsplit_once('@').map(|(userinfo, _)| userinfo)
 }
 
 #[cfg(test)]
@@ -148,7 +121,7 @@ mod tests {
             status: Some(400),
             hasura_code: None,
         }));
-        let Status::Failed(error) = &redactor.outcome(&failed).status else {
+        let Status::Failed(error) = &redactor.scrub(failed).status else {
             panic!("still failed");
         };
         assert_eq!(
@@ -163,9 +136,9 @@ mod tests {
         let leaky = json!({"name": "remote_schema r", "definition": {"headers": [
             {"name": "x-hasura-admin-secret", "value": "adm1n-secret"}]}});
         let plain = outcome(Status::Inconsistent(vec![json!({"name": "a"})]));
-        assert!(matches!(redactor.outcome(&plain), Cow::Borrowed(_)));
+        assert_eq!(redactor.scrub(plain.clone()), plain);
         let leaky = outcome(Status::Inconsistent(vec![leaky]));
-        let cleaned = redactor.outcome(&leaky);
+        let cleaned = redactor.scrub(leaky);
         let header = &cleaned.inconsistent_objects()[0]["definition"]["headers"][0];
         assert_eq!(header["value"], "[redacted]");
     }
@@ -180,6 +153,6 @@ mod tests {
             status: None,
             hasura_code: None,
         }));
-        assert!(matches!(redactor.outcome(&failed), Cow::Borrowed(_)));
+        assert_eq!(redactor.scrub(failed.clone()), failed);
     }
 }
