@@ -199,7 +199,7 @@ impl Client {
             .with_config()
             .limit(MAX_ANSWER_BYTES)
             .read_to_vec()
-            .map_err(|e| transport_error(command, &e))?;
+            .map_err(|e| transport_error(&format!("{command}: reading the answer"), &e))?;
         log::debug!(command, status, bytes = answer.len(); "Receive metadata answer");
         if (200..300).contains(&status) {
             Ok(answer)
@@ -242,15 +242,17 @@ fn status_error(command: &str, status: u16, body: &[u8]) -> HasuraError {
     }
 }
 
-fn transport_error(command: &str, error: &ureq::Error) -> HasuraError {
+/// An error of ureq, sending or reading; `context` names the command and
+/// the step.
+fn transport_error(context: &str, error: &ureq::Error) -> HasuraError {
     let kind = match error {
         ureq::Error::Timeout(_) => ErrorKind::Timeout,
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => ErrorKind::Tls,
         ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
-        ureq::Error::BodyExceedsLimit(_) => ErrorKind::BadResponse,
+        ureq::Error::BodyExceedsLimit(_) | ureq::Error::Decompress(..) => ErrorKind::BadResponse,
         _ => ErrorKind::Unreachable,
     };
-    HasuraError::new(kind, format!("{command}: {}", describe(error)))
+    HasuraError::new(kind, format!("{context}: {}", describe(error)))
 }
 
 /// ureq's own words for an error, without any URL it might quote.

@@ -52,6 +52,11 @@ enum HeadError {
     Closed,
     TimedOut,
     TooLarge,
+    /// The request line is not `METHOD target HTTP/1.x`.
+    BadRequestLine,
+    /// A version other than HTTP/1.0 and HTTP/1.1, which tiny_http leaves
+    /// unanswered, so it must never reach it.
+    UnsupportedVersion,
 }
 
 impl HeadError {
@@ -60,6 +65,8 @@ impl HeadError {
             HeadError::Closed => "closed",
             HeadError::TimedOut => "timed out",
             HeadError::TooLarge => "too large",
+            HeadError::BadRequestLine => "bad request line",
+            HeadError::UnsupportedVersion => "unsupported HTTP version",
         }
     }
 }
@@ -131,11 +138,32 @@ fn read_head(client: &mut TcpStream, deadline: Instant) -> Result<Head, HeadErro
         if let Some(end) = head_end(&bytes, searched) {
             let body_read = bytes.len() - end;
             bytes.truncate(end);
+            check_request_line(&bytes)?;
             return Ok(Head { bytes, body_read });
         }
         if bytes.len() > MAX_HEAD {
             return Err(HeadError::TooLarge);
         }
+    }
+}
+
+/// Accepts `METHOD target HTTP/1.0` or `HTTP/1.1`, and nothing else.
+fn check_request_line(head: &[u8]) -> Result<(), HeadError> {
+    let line = split_lines(head).next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(HeadError::BadRequestLine);
+    };
+    let token = |part: &[u8]| !part.is_empty() && part.iter().all(u8::is_ascii_graphic);
+    if !method.iter().all(u8::is_ascii_uppercase) || method.is_empty() || !token(target) {
+        return Err(HeadError::BadRequestLine);
+    }
+    match version {
+        b"HTTP/1.0" | b"HTTP/1.1" => Ok(()),
+        v if v.starts_with(b"HTTP/") => Err(HeadError::UnsupportedVersion),
+        _ => Err(HeadError::BadRequestLine),
     }
 }
 
@@ -248,6 +276,11 @@ fn canned(error: &HeadError) -> Vec<u8> {
             "431 Request Header Fields Too Large",
             "request head too large",
         ),
+        HeadError::BadRequestLine => plain_answer("400 Bad Request", "bad request"),
+        HeadError::UnsupportedVersion => plain_answer(
+            "505 HTTP Version Not Supported",
+            "HTTP version not supported",
+        ),
         _ => plain_answer("408 Request Timeout", "request timeout"),
     }
 }
@@ -298,6 +331,36 @@ mod tests {
     fn a_request_line_is_kept_even_when_it_looks_like_a_header() {
         let rewritten = rewrite(b"Connection: x\r\n\r\n");
         assert_eq!(rewritten, b"Connection: x\r\nConnection: close\r\n\r\n");
+    }
+
+    #[test]
+    fn only_http_1_request_lines_pass() {
+        for good in [
+            &b"GET /healthz HTTP/1.1\r\n\r\n"[..],
+            b"POST /x?a=b HTTP/1.0\r\n\r\n",
+        ] {
+            assert_eq!(check_request_line(good), Ok(()));
+        }
+        for version in [
+            &b"GET / HTTP/2.0\r\n\r\n"[..],
+            b"PRI * HTTP/2.0\r\n\r\n",
+            b"GET / HTTP/3\r\n\r\n",
+        ] {
+            assert_eq!(
+                check_request_line(version),
+                Err(HeadError::UnsupportedVersion)
+            );
+        }
+        for bad in [
+            &b"\r\n\r\n"[..],
+            b"GET /\r\n\r\n",
+            b"get / HTTP/1.1\r\n\r\n",
+            b"GET  / HTTP/1.1\r\n\r\n",
+            b"GET / FTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1 x\r\n\r\n",
+        ] {
+            assert_eq!(check_request_line(bad), Err(HeadError::BadRequestLine));
+        }
     }
 
     #[test]
