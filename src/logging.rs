@@ -186,6 +186,24 @@ mod tests {
     }
 
     #[test]
+    fn kept_objects_are_written_as_received() {
+        let text = r#"{ "name": "remote_schema x", "reason": "caf\u00e9" }"#;
+        let objects: Vec<crate::hasura::Object> = vec![serde_json::from_str(text).unwrap()];
+        let fields: &[(&str, kv::Value<'_>)] =
+            &[("inconsistent_objects", kv::Value::from_serde(&objects))];
+        let fields: &dyn kv::Source = &fields;
+        let written = line(
+            &Record::builder()
+                .level(Level::Error)
+                .args(format_args!("Metadata is inconsistent."))
+                .key_values(fields)
+                .build(),
+        );
+        let expected = format!(r#","inconsistent_objects":[{text}],"time":"#);
+        assert!(written.contains(&expected), "{written}");
+    }
+
+    #[test]
     fn hostile_strings_keep_the_line_valid() {
         let nasty = "quote \" backslash \\ newline \n nul \u{0} }{";
         let line = render(Level::Warn, nasty, &[("error", nasty.into())]);

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use crate::config::HasuraSettings;
-use crate::hasura::HasuraError;
+use crate::hasura::{HasuraError, Object};
 use crate::reload::{Outcome, Status};
 
 /// What a credential is replaced with, as in the logs.
@@ -20,6 +20,9 @@ const SHORTEST: usize = 4;
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     secrets: Vec<String>,
+    /// The same secrets as they are written inside a JSON string, to search
+    /// Hasura's objects without parsing them.
+    escaped: Vec<String>,
 }
 
 impl Redactor {
@@ -32,15 +35,16 @@ impl Redactor {
         secrets.retain(|s| s.len() >= SHORTEST);
         // Longer first, so a secret that holds another is replaced whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Redactor { secrets }
+        let escaped = secrets.iter().map(|s| escape(s)).collect();
+        Redactor { secrets, escaped }
     }
 
     /// The outcome with every credential replaced; untouched, and not
     /// copied, when it holds none.
     pub fn scrub(&self, outcome: Outcome) -> Outcome {
         let status = match outcome.status {
-            Status::Inconsistent(found) if found.iter().any(|o| self.holds_in(o)) => {
-                Status::Inconsistent(found.iter().map(|o| self.value(o)).collect())
+            Status::Inconsistent(found) if !self.secrets.is_empty() => {
+                Status::Inconsistent(found.into_iter().map(|o| self.object(o)).collect())
             }
             Status::Failed(error) if self.holds(&error.message) => Status::Failed(HasuraError {
                 message: self.text(&error.message),
@@ -49,6 +53,27 @@ impl Redactor {
             status => status,
         };
         Outcome { status, ..outcome }
+    }
+
+    /// The object as received, or rewritten without its credentials. Only
+    /// an object whose text may hold one is parsed.
+    fn object(&self, object: Object) -> Object {
+        if !self.may_hold(object.json()) {
+            return object;
+        }
+        let value = object.to_value();
+        match self.holds_in(&value) {
+            true => Object::from(self.value(&value)),
+            false => object,
+        }
+    }
+
+    /// Whether JSON text may hold a secret: it holds one as serde_json
+    /// would escape it, or it uses an escape that serde_json would not
+    /// write (`\u0061`, `\/`), behind which any secret could hide.
+    fn may_hold(&self, json: &str) -> bool {
+        let found = self.escaped.iter().any(|s| json.contains(s.as_str()));
+        found || json.contains("\\u") || json.contains("\\/")
     }
 
     fn holds(&self, text: &str) -> bool {
@@ -81,6 +106,12 @@ impl Redactor {
             other => other.clone(),
         }
     }
+}
+
+/// `text` as it is written inside a JSON string, without the quotes.
+fn escape(text: &str) -> String {
+    let quoted = Value::from(text).to_string();
+    quoted[1..quoted.len() - 1].to_owned()
 }
 
 #[cfg(test)]
@@ -135,12 +166,29 @@ mod tests {
         let redactor = redactor("http://h", Some("adm1n-secret"));
         let leaky = json!({"name": "remote_schema r", "definition": {"headers": [
             {"name": "x-hasura-admin-secret", "value": "adm1n-secret"}]}});
-        let plain = outcome(Status::Inconsistent(vec![json!({"name": "a"})]));
+        let plain = Object::from(json!({"name": "a"}));
+        let plain = outcome(Status::Inconsistent(vec![plain]));
         assert_eq!(redactor.scrub(plain.clone()), plain);
-        let leaky = outcome(Status::Inconsistent(vec![leaky]));
-        let cleaned = redactor.scrub(leaky);
-        let header = &cleaned.inconsistent_objects()[0]["definition"]["headers"][0];
+        let leaky = outcome(Status::Inconsistent(vec![Object::from(leaky)]));
+        let cleaned = redactor.scrub(leaky).inconsistent_objects()[0].to_value();
+        let header = &cleaned["definition"]["headers"][0];
         assert_eq!(header["value"], "[redacted]");
+    }
+
+    #[test]
+    fn objects_are_searched_as_json_text() {
+        let redactor = redactor("http://h", Some("se\"cr\\et\n"));
+        let raw = |text: &str| serde_json::from_str::<Object>(text).unwrap();
+        let escaped = raw(r#"{"b":"se\"cr\\et\n","a":1}"#);
+        let unicode = raw(r#"{"b":"\u0073e\"cr\\et\u000a"}"#);
+        let spaced = raw(r#"{ "name" : "a" }"#);
+        let found = vec![escaped, unicode, spaced.clone()];
+        let cleaned = redactor.scrub(outcome(Status::Inconsistent(found)));
+        let objects = cleaned.inconsistent_objects();
+        assert_eq!(objects[0].json(), r#"{"a":1,"b":"[redacted]"}"#);
+        assert_eq!(objects[1].json(), r#"{"b":"[redacted]"}"#);
+        assert_eq!(objects[2], spaced);
+        assert_eq!(objects[2].json(), r#"{ "name" : "a" }"#);
     }
 
     #[test]

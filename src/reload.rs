@@ -5,13 +5,11 @@ use std::time::{Duration, Instant};
 
 use log::Level;
 use log::kv::Value as Field;
-use serde_json::Value;
-
 use ureq::tls::TlsConfig;
 
 use crate::config::{HasuraSettings, ReloadScopes, RetryPolicy};
 use crate::exit;
-use crate::hasura::{Client, HasuraError, ReloadAnswer, Verdict};
+use crate::hasura::{Client, HasuraError, Object, ReloadAnswer, Verdict};
 use crate::logging;
 use crate::redact::Redactor;
 
@@ -20,7 +18,7 @@ use crate::redact::Redactor;
 pub enum Status {
     Consistent,
     /// Still inconsistent after every attempt: Hasura's objects as received.
-    Inconsistent(Vec<Value>),
+    Inconsistent(Vec<Object>),
     Failed(HasuraError),
 }
 
@@ -57,7 +55,7 @@ impl Outcome {
     }
 
     /// Hasura's objects, empty unless inconsistent.
-    pub fn inconsistent_objects(&self) -> &[Value] {
+    pub fn inconsistent_objects(&self) -> &[Object] {
         match &self.status {
             Status::Inconsistent(objects) => objects,
             _ => &[],

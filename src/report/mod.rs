@@ -218,7 +218,7 @@ fn millis(duration: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hasura::HasuraError;
+    use crate::hasura::{HasuraError, Object};
     use crate::reload::Action;
     use serde_json::json;
 
@@ -252,8 +252,8 @@ mod tests {
 
     #[test]
     fn outcomes_that_name_the_same_objects_are_the_same() {
-        let a = json!({"name": "a"});
-        let b = json!({"name": "b"});
+        let a = Object::from(json!({"name": "a"}));
+        let b = Object::from(json!({"name": "b"}));
         let one = Seen::of(&outcome(Status::Inconsistent(vec![a.clone(), b.clone()])));
         let two = Seen::of(&outcome(Status::Inconsistent(vec![b, a.clone()])));
         let three = Seen::of(&outcome(Status::Inconsistent(vec![a])));
@@ -284,8 +284,13 @@ mod tests {
 
     #[test]
     fn served_outcomes_reach_slack_on_changes_only() {
-        let a = || Status::Inconsistent(vec![json!({"name": "a", "reason": "r"})]);
-        let ab = || Status::Inconsistent(vec![json!({"name": "b"}), json!({"name": "a"})]);
+        let a = || Status::Inconsistent(vec![json!({"name": "a", "reason": "r"}).into()]);
+        let ab = || {
+            Status::Inconsistent(vec![
+                json!({"name": "b"}).into(),
+                json!({"name": "a"}).into(),
+            ])
+        };
         let sent = changes(vec![
             Status::Consistent,
             Status::Consistent,
@@ -330,7 +335,7 @@ mod tests {
         ));
         let shared = std::sync::Arc::clone(&reporters);
         std::thread::spawn(move || {
-            let found = vec![json!({"name": "a", "reason": "down"})];
+            let found = vec![Object::from(json!({"name": "a", "reason": "down"}))];
             shared.report_served(&outcome(Status::Inconsistent(found.clone())));
             shared.report_served(&outcome(Status::Inconsistent(found)));
             shared.report_served(&outcome(Status::Consistent));
@@ -368,7 +373,9 @@ mod tests {
         );
         let started = Instant::now();
         reporters.run_started();
-        reporters.report(&outcome(Status::Inconsistent(vec![json!({"name": "a"})])));
+        reporters.report(&outcome(Status::Inconsistent(vec![
+            json!({"name": "a"}).into(),
+        ])));
         reporters.report_served(&outcome(Status::Consistent));
         reporters.run_finished(&outcome(Status::Consistent));
         reporters.flush();

@@ -21,7 +21,7 @@ use ureq::{Body, SendBody};
 
 use super::objects;
 use crate::config::{Endpoint, ReportSettings};
-use crate::hasura::HasuraError;
+use crate::hasura::{HasuraError, Object};
 use crate::reload::{Action, Outcome, Status};
 
 /// The release every event carries.
@@ -224,7 +224,7 @@ pub fn log_delivery(
 }
 
 /// The event of a final inconsistent outcome.
-fn inconsistent_event(endpoint: &Endpoint, found: &[Value], outcome: &Outcome) -> Event<'static> {
+fn inconsistent_event(endpoint: &Endpoint, found: &[Object], outcome: &Outcome) -> Event<'static> {
     let names = objects::sorted_names(found);
     let mut event = base_event(endpoint, "MetadataInconsistent", exception_value(found));
     event.fingerprint = fingerprint(
@@ -235,7 +235,9 @@ fn inconsistent_event(endpoint: &Endpoint, found: &[Value], outcome: &Outcome) -
     let mut context = base_context(endpoint, outcome);
     context.insert("inconsistent_count".into(), found.len().into());
     let kept = found.len().min(OBJECTS_IN_CONTEXT);
-    context.insert("inconsistent_objects".into(), found[..kept].to_vec().into());
+    // Only these few are parsed: Sentry shows the context as structure.
+    let structured: Vec<Value> = found[..kept].iter().map(Object::to_value).collect();
+    context.insert("inconsistent_objects".into(), structured.into());
     if kept < found.len() {
         context.insert("inconsistent_objects_truncated".into(), true.into());
     }
@@ -305,7 +307,7 @@ fn base_context(endpoint: &Endpoint, outcome: &Outcome) -> Map<String, Value> {
 }
 
 /// `3 inconsistent objects: a, b, c and 2 more`, in Hasura's order.
-fn exception_value(found: &[Value]) -> String {
+fn exception_value(found: &[Object]) -> String {
     let noun = if found.len() == 1 {
         "object"
     } else {
@@ -323,7 +325,7 @@ fn exception_value(found: &[Value]) -> String {
     value
 }
 
-fn inconsistent_tags(found: &[Value]) -> Map<String, String> {
+fn inconsistent_tags(found: &[Object]) -> Map<String, String> {
     let types = objects::sorted_types(found);
     let types = if types.is_empty() {
         "unknown".to_owned()
@@ -369,13 +371,30 @@ fn tag(value: &str) -> String {
 }
 
 /// The full array as received, as `inconsistent_objects.json`.
-fn attachment(found: &[Value]) -> Attachment {
+fn attachment(found: &[Object]) -> Attachment {
     Attachment {
-        buffer: serde_json::to_vec(found).unwrap_or_default(),
+        buffer: json_array(found),
         filename: "inconsistent_objects.json".into(),
         content_type: Some("application/json".into()),
         ty: None,
     }
+}
+
+/// The objects' texts joined into one JSON array, allocated once at its
+/// final size: for twenty thousand objects it is as large as Hasura's
+/// answer.
+fn json_array(found: &[Object]) -> Vec<u8> {
+    let size = found.iter().map(|o| o.json().len() + 1).sum::<usize>() + 1;
+    let mut array = Vec::with_capacity(size.max(2));
+    array.push(b'[');
+    for (i, object) in found.iter().enumerate() {
+        if i > 0 {
+            array.push(b',');
+        }
+        array.extend_from_slice(object.json().as_bytes());
+    }
+    array.push(b']');
+    array
 }
 
 #[cfg(test)]
@@ -397,13 +416,16 @@ mod tests {
         Endpoint::parse("https://user:pw@hasura.example.com:8443/prefix").unwrap()
     }
 
-    fn sample() -> Vec<Value> {
-        vec![
+    fn sample() -> Vec<Object> {
+        [
             json!({"type": "table", "name": "table b", "reason": "gone"}),
             json!({"type": "remote_schema", "name": "remote_schema a", "reason": "down"}),
             json!({"reason": "Ambiguous URL paths"}),
             json!({"type": "action", "reason": "Multiple definitions for: x"}),
         ]
+        .into_iter()
+        .map(Object::from)
+        .collect()
     }
 
     fn parts(event: &Event<'_>) -> Vec<String> {
@@ -461,7 +483,8 @@ mod tests {
         let Context::Other(context) = &event.contexts["hasura"] else {
             panic!("expected a map");
         };
-        assert_eq!(context["inconsistent_objects"], Value::from(found));
+        let structured: Vec<Value> = found.iter().map(Object::to_value).collect();
+        assert_eq!(context["inconsistent_objects"], Value::from(structured));
         assert_eq!(context["attempts"], 3);
         assert_eq!(
             context["endpoint"],
@@ -471,8 +494,8 @@ mod tests {
 
     #[test]
     fn huge_inconsistencies_stay_bounded_and_distinct() {
-        let many: Vec<Value> = (0..500)
-            .map(|i| json!({"name": format!("table t{i:03}")}))
+        let many: Vec<Object> = (0..500)
+            .map(|i| Object::from(json!({"name": format!("table t{i:03}")})))
             .collect();
         let event = inconsistent_event(&endpoint(), &many, &outcome(Status::Consistent));
         assert_eq!(event.fingerprint.len(), 2 + NAMES_IN_FINGERPRINT + 1);
@@ -516,8 +539,18 @@ mod tests {
     }
 
     #[test]
+    fn the_attachment_joins_the_texts_as_received() {
+        let found: Vec<Object> = ["{ \"name\" : \"a\" }", "7"]
+            .iter()
+            .map(|text| serde_json::from_str(text).unwrap())
+            .collect();
+        assert_eq!(json_array(&found), b"[{ \"name\" : \"a\" },7]");
+        assert_eq!(json_array(&[]), b"[]");
+    }
+
+    #[test]
     fn one_object_reads_in_the_singular() {
-        let found = [json!({"name": "source x"})];
+        let found = [Object::from(json!({"name": "source x"}))];
         assert_eq!(exception_value(&found), "1 inconsistent object: source x");
     }
 }

@@ -5,11 +5,11 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use ureq::Agent;
 
 use super::objects;
-use crate::hasura::HasuraError;
+use crate::hasura::{HasuraError, Object};
 use crate::secret::Secret;
 
 /// Objects listed in a message; the rest are counted.
@@ -123,7 +123,7 @@ fn post(agent: &Agent, webhook: &Secret, text: &str) {
 
 /// The message for metadata still inconsistent: the endpoint, the count,
 /// up to ten objects as `name: reason`, then how many more.
-pub fn inconsistent_text(endpoint: &str, found: &[Value]) -> String {
+pub fn inconsistent_text(endpoint: &str, found: &[Object]) -> String {
     let noun = if found.len() == 1 {
         "object"
     } else {
@@ -178,8 +178,9 @@ mod tests {
 
     #[test]
     fn twelve_objects_list_ten_then_count_the_rest() {
-        let found: Vec<Value> = (1..=12)
+        let found: Vec<Object> = (1..=12)
             .map(|i| json!({"type": "table", "name": format!("table t{i}"), "reason": "gone"}))
+            .map(Object::from)
             .collect();
         let text = inconsistent_text("https://hasura.example.com", &found);
         let lines: Vec<&str> = text.lines().collect();
@@ -198,7 +199,8 @@ mod tests {
         let found = [
             json!({"reason": "Ambiguous URL paths: <a> & <b>"}),
             json!({"type": "action", "reason": "Multiple definitions for: x"}),
-        ];
+        ]
+        .map(Object::from);
         let text = inconsistent_text("http://h", &found);
         assert!(text.contains("• Ambiguous URL paths: &lt;a&gt; &amp; &lt;b&gt;"));
         assert!(text.contains("• action: Multiple definitions for: x"));

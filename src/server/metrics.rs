@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn reloads_move_the_counters_and_gauges() {
         let metrics = Metrics::default();
-        let objects = vec![json!({"name": "a"}), json!({"name": "b"})];
+        let objects = vec![json!({"name": "a"}).into(), json!({"name": "b"}).into()];
         let ended = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
         metrics.record_reload(&outcome(Status::Inconsistent(objects), 1500), ended);
         let text = metrics.render();

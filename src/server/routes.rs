@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use subtle::ConstantTimeEq;
 use tiny_http::{Header, Method, Request, Response};
 
 use super::Service;
 use super::flight::Waiter;
 use super::metrics;
+use crate::hasura::Object;
 use crate::reload::{Outcome, Status};
 use crate::secret::Secret;
 
@@ -129,7 +130,8 @@ fn outcome_answer(outcome: &Outcome) -> Answer {
 #[derive(Serialize)]
 struct Verdict<'a> {
     is_consistent: bool,
-    inconsistent_objects: &'a [Value],
+    /// Written out as the JSON Hasura sent.
+    inconsistent_objects: &'a [Object],
     attempts: u32,
     duration_ms: u64,
 }
@@ -222,12 +224,13 @@ mod tests {
             r#"{"is_consistent":true,"inconsistent_objects":[],"attempts":2,"duration_ms":1234}"#
         );
 
-        let objects = vec![json!({"name": "x", "reason": "down"})];
-        let answer = outcome_answer(&outcome(Status::Inconsistent(objects.clone())));
+        let objects = vec![serde_json::from_str(r#"{ "name": "x", "reason": "down" }"#).unwrap()];
+        let answer = outcome_answer(&outcome(Status::Inconsistent(objects)));
         assert_eq!(answer.status, 500);
-        let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
-        assert_eq!(body["is_consistent"], false);
-        assert_eq!(body["inconsistent_objects"], json!(objects));
+        assert_eq!(
+            answer.body,
+            r#"{"is_consistent":false,"inconsistent_objects":[{ "name": "x", "reason": "down" }],"attempts":2,"duration_ms":1234}"#
+        );
 
         let error = HasuraError {
             kind: ErrorKind::AccessDenied,
