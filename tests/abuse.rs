@@ -411,7 +411,9 @@ fn headers_over_8_kib_are_refused_and_the_server_goes_on() {
         .map(|i| format!("X-Filler-{i}: {i}\r\n"))
         .collect();
     let huge = "y".repeat(1024 * 1024);
+    let just_over = "z".repeat(9 * 1024);
     let heads = [
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Nine: {just_over}\r\n\r\n"),
         format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {big_value}\r\n\r\n"),
         format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n"),
         format!("POST /reload_metadata HTTP/1.1\r\nHost: x\r\nX-Huge: {huge}\r\n\r\n"),

@@ -136,6 +136,9 @@ fn read_head(client: &mut TcpStream, deadline: Instant) -> Result<Head, HeadErro
         let searched = bytes.len().saturating_sub(3);
         bytes.extend_from_slice(&chunk[..n]);
         if let Some(end) = head_end(&bytes, searched) {
+            if end > MAX_HEAD {
+                return Err(HeadError::TooLarge);
+            }
             let body_read = bytes.len() - end;
             bytes.truncate(end);
             check_request_line(&bytes)?;
