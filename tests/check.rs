@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 
 use crate::support::{
-    CONSISTENT, FakeHasura, INCONSISTENT, RETRYING, RawAnswer, VERSION, against, objects,
+    CONSISTENT, FakeHasura, INCONSISTENT, RETRYING, RawAnswer, against, assert_metadata_request,
+    objects,
 };
 
 fn check(fake: &FakeHasura) -> crate::support::Reloader {
@@ -28,11 +29,7 @@ fn consistent_hasura_exits_0_without_reloading() {
 #[test]
 fn inconsistent_hasura_exits_1_with_the_objects_after_one_request() {
     let objects = objects::sample(7);
-    let fake = FakeHasura::builder()
-        .always_inconsistent()
-        .objects(objects.clone())
-        .start()
-        .unwrap();
+    let fake = FakeHasura::inconsistent(objects.clone());
 
     let run = check(&fake).args(&["--retries", "2"]).run();
 
@@ -61,16 +58,7 @@ fn the_check_request_is_the_one_of_the_contract() {
     let requests = fake.requests();
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
-    assert_eq!(request.method, "POST");
-    assert_eq!(request.path, "/v1/metadata");
-    let content_type = request.header("content-type").unwrap_or_default();
-    assert_eq!(
-        content_type.split(';').next().unwrap().trim(),
-        "application/json"
-    );
-    assert_eq!(request.header("x-hasura-admin-secret"), Some("s3cret"));
-    let user_agent = format!("hasura-metadata-reloader/{VERSION}");
-    assert_eq!(request.header("user-agent"), Some(user_agent.as_str()));
+    assert_metadata_request(request, "s3cret");
     assert_eq!(
         request.json(),
         json!({"type": "get_inconsistent_metadata", "args": {}})

@@ -6,11 +6,12 @@
 //! request that Slack receives.
 
 use std::io::Read;
+use std::process::Command;
 
-use crate::abuse::Server;
 use crate::support::sink::SENTRY_KEY;
 use crate::support::{
-    FakeHasura, RawAnswer, RecordedRequest, Reloader, Run, Sink, refused_url, reloader, temp_file,
+    BIN, FakeHasura, RawAnswer, RecordedRequest, Reloader, Run, Sink, refused_url, reloader,
+    serve_with, temp_file,
 };
 
 const SECRET: &str = "adm1n-S3CRET-leakcheck-4242";
@@ -375,28 +376,33 @@ fn a_server_run_leaks_nothing_in_output_answers_or_reports() {
     env.push(("HASURA_ADMIN_SECRET", SECRET.to_owned()));
     env.push(("RELOADER_AUTH_TOKEN", TOKEN.to_owned()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Server::start(&endpoint, &["--retries", "0"], &env);
+    let server = serve_with(Command::new(BIN), &endpoint, &["--retries", "0"], &env).unwrap();
 
     let bearer = format!("Bearer {TOKEN}");
     let wrong = format!("Bearer {TOKEN}-but-longer");
     let answers = [
         (
             "one reload",
-            server.request("POST", "/reload_metadata", &[("Authorization", &bearer)]),
+            server.request(
+                "POST",
+                "/reload_metadata",
+                &[("Authorization", &bearer)],
+                b"",
+            ),
         ),
-        ("no token", server.request("POST", "/reload_metadata", &[])),
+        ("no token", server.post("/reload_metadata")),
         (
             "a wrong token",
-            server.request("GET", "/reload_metadata", &[("Authorization", &wrong)]),
+            server.request("GET", "/reload_metadata", &[("Authorization", &wrong)], b""),
         ),
-        ("/healthz", server.get("/healthz", &[])),
-        ("/metrics", server.get("/metrics", &[])),
+        ("/healthz", server.get("/healthz")),
+        ("/metrics", server.get("/metrics")),
         (
             "an unknown route",
-            server.get("/v1/metadata", &[("Authorization", &bearer)]),
+            server.request("GET", "/v1/metadata", &[("Authorization", &bearer)], b""),
         ),
     ];
-    let run = server.stop();
+    let run = server.finish();
 
     let statuses: Vec<u16> = answers.iter().map(|(_, answer)| answer.status).collect();
     assert_eq!(

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    CONSISTENT, FakeHasura, INCONSISTENT, RETRYING, RawAnswer, Reloader, SKIPPED, Sink, VERSION,
-    against, objects, refused_url, reloader, sink::SENTRY_KEY, temp_file, test_certificates,
+    CONSISTENT, FakeHasura, INCONSISTENT, RETRYING, RawAnswer, Reloader, SKIPPED, Sink, against,
+    assert_metadata_request, objects, refused_url, reloader, sink::SENTRY_KEY, temp_file,
+    test_certificates,
 };
 
 fn reload(fake: &FakeHasura) -> Reloader {
@@ -43,11 +44,7 @@ fn consistent_hasura_exits_0_after_one_reload() {
 #[test]
 fn still_inconsistent_after_every_attempt_exits_1_with_the_objects() {
     let objects = objects::sample(3);
-    let fake = FakeHasura::builder()
-        .always_inconsistent()
-        .objects(objects.clone())
-        .start()
-        .unwrap();
+    let fake = FakeHasura::inconsistent(objects.clone());
 
     let run = reload(&fake).args(&["--retries", "2"]).run();
 
@@ -446,11 +443,7 @@ fn twenty_thousand_inconsistent_objects_are_all_in_the_log_line() {
     let tables: Vec<Value> = (0..20_000)
         .map(|i| objects::table_recreated(&format!("table_{i}"), "default"))
         .collect();
-    let fake = FakeHasura::builder()
-        .always_inconsistent()
-        .objects(tables.clone())
-        .start()
-        .unwrap();
+    let fake = FakeHasura::inconsistent(tables.clone());
 
     let run = reload(&fake).args(&["--retries", "0"]).run();
 
@@ -466,11 +459,7 @@ fn twenty_thousand_inconsistent_objects_are_all_in_the_log_line() {
 #[test]
 fn gzip_compressed_answers_are_read() {
     let objects = objects::sample(5);
-    let fake = FakeHasura::builder()
-        .always_inconsistent()
-        .objects(objects.clone())
-        .start()
-        .unwrap();
+    let fake = FakeHasura::inconsistent(objects.clone());
 
     let run = reload(&fake).args(&["--retries", "0"]).run();
 
@@ -496,11 +485,7 @@ fn objects_without_type_or_name_are_kept_as_received() {
         objects::ambiguous_rest_endpoints("article"),
         objects::inherited_role_conflict("editor"),
     ];
-    let fake = FakeHasura::builder()
-        .always_inconsistent()
-        .objects(odd.clone())
-        .start()
-        .unwrap();
+    let fake = FakeHasura::inconsistent(odd.clone());
 
     let run = reload(&fake).args(&["--retries", "0"]).run();
 
@@ -517,11 +502,7 @@ fn log_lines_stay_json_whatever_the_objects_hold() {
     tricky["reason"] =
         json!("quote \" backslash \\ newline \n tab \t nul \u{0} bell \u{7} ünïcødé \u{2028} 🦀");
     tricky["message"] = json!("} {\"level\":\"info\"}\n{\"forged\":true}");
-    let fake = FakeHasura::builder()
-        .always_inconsistent()
-        .objects(vec![tricky.clone()])
-        .start()
-        .unwrap();
+    let fake = FakeHasura::inconsistent(vec![tricky.clone()]);
 
     let run = reload(&fake)
         .args(&["--retries", "1"])
@@ -565,16 +546,7 @@ fn the_reload_request_is_the_one_of_the_contract() {
     let requests = fake.requests();
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
-    assert_eq!(request.method, "POST");
-    assert_eq!(request.path, "/v1/metadata");
-    let content_type = request.header("content-type").unwrap_or_default();
-    assert_eq!(
-        content_type.split(';').next().unwrap().trim(),
-        "application/json"
-    );
-    assert_eq!(request.header("x-hasura-admin-secret"), Some("s3cret"));
-    let user_agent = format!("hasura-metadata-reloader/{VERSION}");
-    assert_eq!(request.header("user-agent"), Some(user_agent.as_str()));
+    assert_metadata_request(request, "s3cret");
     let args = json!({"reload_remote_schemas": true, "reload_sources": true});
     assert_eq!(request.json(), reload_body(args));
 }

@@ -1,7 +1,8 @@
 //! Black-box tests of the `hasura-metadata-reloader` binary against fakes on
 //! loopback.
 
-// Running the binary, the fake Hasura, a recording HTTP sink, certificates.
+// Running the binary and its server on port 0, the fake Hasura, a recording
+// HTTP sink, certificates.
 mod support;
 
 // `reload`: the reload procedure, retries, failures and their log lines.

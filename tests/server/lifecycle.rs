@@ -36,12 +36,17 @@ fn sigterm_during_a_reload_lets_it_finish_and_answer() {
         .start()
         .unwrap();
     let mut server = serve(fake.url(), &[]);
-    let addr = server.addr;
-    let reload =
-        thread::spawn(move || exchange(addr, b"POST /reload_metadata HTTP/1.1\r\nHost: x\r\n\r\n"));
+    let addr = server.addr();
+    let reload = thread::spawn(move || {
+        exchange(
+            addr,
+            b"POST /reload_metadata HTTP/1.1\r\nHost: x\r\n\r\n",
+            WAIT,
+        )
+    });
     eventually("the reload reached Hasura", || !fake.requests().is_empty());
 
-    server.signal(server.child.id(), "TERM");
+    server.signal(server.pid(), "TERM");
     // New connections are refused while the reload still runs.
     eventually("the listener closed", || TcpStream::connect(addr).is_err());
     assert!(
@@ -80,7 +85,7 @@ fn sigterm_reaches_the_server_as_pid_1() {
             return;
         }
     };
-    let inner = children(server.child.id());
+    let inner = children(server.pid());
     assert_eq!(inner.len(), 1, "unshare's children: {inner:?}");
     let status = std::fs::read_to_string(format!("/proc/{}/status", inner[0])).unwrap();
     let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();

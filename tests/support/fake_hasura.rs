@@ -303,6 +303,16 @@ impl FakeHasura {
             .expect("start the fake Hasura")
     }
 
+    /// Starts a fake on `127.0.0.1:0` that always reports these objects
+    /// as inconsistent.
+    pub fn inconsistent(objects: Vec<Value>) -> FakeHasura {
+        FakeHasura::builder()
+            .always_inconsistent()
+            .objects(objects)
+            .start()
+            .expect("start the fake Hasura")
+    }
+
     /// The base URL to give as the Hasura endpoint, prefix included.
     pub fn url(&self) -> &str {
         &self.base_url

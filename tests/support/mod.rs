@@ -2,9 +2,10 @@
 //! environment, read its JSON log lines, and serve fakes on loopback.
 
 pub mod fake_hasura;
+pub mod server;
 pub mod sink;
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub use fake_hasura::{FakeHasura, RawAnswer, RecordedRequest, objects};
+pub use server::{Reply, Served, serve, serve_with};
 pub use sink::Sink;
 
 /// The binary under test.
@@ -92,17 +94,8 @@ impl Reloader {
     #[track_caller]
     pub fn run(&self) -> Run {
         let mut command = Command::new(BIN);
-        command
-            .args(&self.args)
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)));
-        if let Some(path) = std::env::var_os("PATH") {
-            command.env("PATH", path);
-        }
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        command.args(&self.args);
+        isolate(&mut command, self.env.iter().map(|(k, v)| (k, v)));
         let mut child = command.spawn().expect("start the binary");
         let stdout = read_in_background(child.stdout.take().unwrap());
         let stderr = read_in_background(child.stderr.take().unwrap());
@@ -121,6 +114,23 @@ impl Reloader {
         }
         run
     }
+}
+
+/// Gives `command` only `env` and `PATH` as its environment, no stdin, and
+/// piped stdout and stderr.
+fn isolate<K, V>(command: &mut Command, env: impl IntoIterator<Item = (K, V)>)
+where
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
+    command.env_clear().envs(env);
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
 }
 
 fn read_in_background(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
@@ -288,6 +298,22 @@ fn is_rfc3339(time: &str) -> bool {
         tail.len() == 6 && matches!(&tail[..1], "+" | "-") && &tail[3..4] == ":"
     };
     shape && zone
+}
+
+/// Asserts what the contract asks of every metadata request: `POST
+/// /v1/metadata`, a JSON content type, the admin secret and the user agent.
+#[track_caller]
+pub fn assert_metadata_request(request: &RecordedRequest, secret: &str) {
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.path, "/v1/metadata");
+    let content_type = request.header("content-type").unwrap_or_default();
+    assert_eq!(
+        content_type.split(';').next().unwrap().trim(),
+        "application/json"
+    );
+    assert_eq!(request.header("x-hasura-admin-secret"), Some(secret));
+    let user_agent = format!("hasura-metadata-reloader/{VERSION}");
+    assert_eq!(request.header("user-agent"), Some(user_agent.as_str()));
 }
 
 /// A loopback port where nothing listens, so connecting is refused.
