@@ -130,6 +130,8 @@ pub struct Procedure {
     scopes: ReloadScopes,
     retry: RetryPolicy,
     redactor: Redactor,
+    /// The timeout of each request to Hasura.
+    timeout: Duration,
 }
 
 impl Procedure {
@@ -145,7 +147,24 @@ impl Procedure {
             scopes,
             retry,
             redactor: Redactor::new(hasura),
+            timeout: hasura.timeout,
         }
+    }
+
+    /// The longest a reload can take: every attempt at two requests (the
+    /// reload and, for Hasura before v2.4, the follow-up), each up to its
+    /// timeout, plus the waits between attempts.
+    pub fn longest_run(&self) -> Duration {
+        let attempts = self.retry.attempts();
+        (1..=attempts)
+            .map(|attempt| match attempt < attempts {
+                true => self
+                    .timeout
+                    .saturating_mul(2)
+                    .saturating_add(self.retry.backoff(attempt)),
+                false => self.timeout.saturating_mul(2),
+            })
+            .fold(Duration::ZERO, Duration::saturating_add)
     }
 
     /// Reloads until consistent or out of attempts.
@@ -260,5 +279,36 @@ impl Attempted {
             duration: started.elapsed(),
             action,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Endpoint, Scope};
+
+    #[test]
+    fn the_longest_run_counts_every_request_and_wait() {
+        let hasura = HasuraSettings {
+            endpoint: Endpoint::parse("http://hasura:8080").unwrap(),
+            admin_secret: None,
+            timeout: Duration::from_secs(60),
+        };
+        let scopes = ReloadScopes {
+            remote_schemas: Scope::All,
+            sources: Scope::All,
+            recreate_event_triggers: Scope::None,
+        };
+        let retry = RetryPolicy {
+            retries: 2,
+            interval: Duration::from_secs(5),
+        };
+        let procedure = Procedure::new(&hasura, &TlsConfig::default(), scopes, retry);
+
+        // Three attempts of two requests, and waits of 5 s and 10 s.
+        assert_eq!(
+            procedure.longest_run(),
+            Duration::from_secs(3 * 120 + 5 + 10)
+        );
     }
 }

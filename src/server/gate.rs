@@ -52,6 +52,7 @@ const EVICTION_WAIT: Duration = Duration::from_millis(100);
 pub struct Gate {
     local: SocketAddr,
     backend: SocketAddr,
+    answer_timeout: Duration,
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -72,12 +73,18 @@ struct State {
 }
 
 impl Gate {
-    /// Listens on `addr`; requests go to the internal server at `backend`.
-    pub fn bind(addr: SocketAddr, backend: SocketAddr) -> io::Result<(Arc<Gate>, TcpListener)> {
+    /// Listens on `addr`; requests go to the internal server at `backend`,
+    /// whose answer must start within `answer_timeout`.
+    pub fn bind(
+        addr: SocketAddr,
+        backend: SocketAddr,
+        answer_timeout: Duration,
+    ) -> io::Result<(Arc<Gate>, TcpListener)> {
         let listener = TcpListener::bind(addr)?;
         let gate = Gate {
             local: listener.local_addr()?,
             backend,
+            answer_timeout,
             state: Mutex::new(State {
                 open: 0,
                 reading: BTreeMap::new(),
@@ -99,6 +106,12 @@ impl Gate {
     /// The internal server's address.
     pub fn backend(&self) -> SocketAddr {
         self.backend
+    }
+
+    /// How long the internal server may stay silent before a connection
+    /// gives up on it and frees its slot.
+    pub fn answer_timeout(&self) -> Duration {
+        self.answer_timeout
     }
 
     /// Starts the accept loop, which owns the listener until closed.
@@ -307,7 +320,12 @@ mod tests {
 
     fn gate() -> (Arc<Gate>, TcpListener) {
         let backend = SocketAddr::from(([127, 0, 0, 1], 9));
-        Gate::bind(SocketAddr::from(([127, 0, 0, 1], 0)), backend).unwrap()
+        Gate::bind(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            backend,
+            Duration::from_secs(5),
+        )
+        .unwrap()
     }
 
     /// A connected pair: the client side and the server side.

@@ -134,7 +134,13 @@ fn start(
         .to_ip()
         .ok_or_else(|| failed(&io::Error::other("the internal server has no IP address")))?;
     let public = SocketAddr::new(settings.bind, settings.port);
-    let (gate, listener) = Gate::bind(public, backend_addr).map_err(|e| bind_failed(public, &e))?;
+    // A request may join a reload that has just started, so its answer
+    // can take a whole run of the procedure; a minute more is slack.
+    let answer_timeout = procedure
+        .longest_run()
+        .saturating_add(Duration::from_secs(60));
+    let (gate, listener) =
+        Gate::bind(public, backend_addr, answer_timeout).map_err(|e| bind_failed(public, &e))?;
     let service = Arc::new(Service {
         procedure,
         reporters,

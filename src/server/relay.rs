@@ -101,6 +101,9 @@ pub fn serve(slot: &Slot, mut client: TcpStream, peer: SocketAddr) {
     };
     let forwarded = TcpStream::connect(gate.backend()).and_then(|mut backend| {
         answering.register(backend.local_addr()?.port(), peer);
+        // The internal server answers every request it accepts, but a slot
+        // held by a request it never answers would be lost for good.
+        backend.set_read_timeout(Some(gate.answer_timeout()))?;
         backend.write_all(&rewrite(&head.bytes))?;
         copy_answer(&mut backend, &mut client)
     });
