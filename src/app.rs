@@ -81,13 +81,13 @@ fn execute(command: Command) -> Result<u8, ConfigError> {
         Command::Version(_) => unreachable!("handled while parsing"),
     };
     let config = Config::resolve(&common, &env)?;
-    let server_settings = match &command {
-        Command::Server(c) => Some(ServerSettings::resolve(c, &env)?),
-        _ => None,
-    };
-    let if_inconsistent = match &command {
-        Command::Reload(c) => config::if_inconsistent(c.if_inconsistent, &env)?,
-        _ => false,
+    let run = match &command {
+        Command::Reload(c) => Run::Reload {
+            if_inconsistent: config::if_inconsistent(c.if_inconsistent, &env)?,
+        },
+        Command::Check(_) => Run::Check,
+        Command::Server(c) => Run::Server(ServerSettings::resolve(c, &env)?),
+        Command::Version(_) => unreachable!("handled while parsing"),
     };
 
     let procedure = Procedure::new(
@@ -98,24 +98,32 @@ fn execute(command: Command) -> Result<u8, ConfigError> {
     );
     let reporters = Reporters::start(&config.reports, &config.hasura.endpoint, &config.tls);
     let endpoint = config.hasura.endpoint.display();
-    Ok(match command {
-        Command::Server(_) => {
-            let settings = server_settings.expect("resolved above for the server");
-            server::run(procedure, reporters, settings)
-        }
-        Command::Check(_) => {
+    Ok(match run {
+        Run::Server(settings) => server::run(procedure, reporters, settings),
+        Run::Check => {
             log::info!(endpoint; "Checking metadata.");
             one_shot(&reporters, || procedure.check())
         }
-        _ if if_inconsistent => {
-            log::info!(endpoint, if_inconsistent; "Checking metadata before a reload.");
+        Run::Reload {
+            if_inconsistent: true,
+        } => {
+            log::info!(endpoint, if_inconsistent = true; "Checking metadata before a reload.");
             one_shot(&reporters, || procedure.reload_if_inconsistent())
         }
-        _ => {
+        Run::Reload {
+            if_inconsistent: false,
+        } => {
             log::info!(endpoint; "Reloading metadata.");
             one_shot(&reporters, || procedure.reload())
         }
     })
+}
+
+/// What a command does, with its own settings resolved.
+enum Run {
+    Reload { if_inconsistent: bool },
+    Check,
+    Server(ServerSettings),
 }
 
 /// One run of `reload` or `check`: check-in, procedure, log, report,

@@ -387,6 +387,20 @@ mod tests {
     }
 
     #[test]
+    fn every_option_that_takes_a_value_is_known_to_the_rewriting() {
+        for command in ["reload", "check", "server"] {
+            let help = TopLevel::from_args(&["x"], &[command, "--help"])
+                .unwrap_err()
+                .output;
+            let usage = help.lines().next().unwrap();
+            let options = usage.split('[').filter_map(|part| part.split_once(" <"));
+            for (option, _) in options {
+                assert!(VALUE_OPTIONS.contains(&option), "{command}: {option}");
+            }
+        }
+    }
+
+    #[test]
     fn version_flag_and_command_parse() {
         assert!(parse(&["--version"]).version);
         assert_eq!(
